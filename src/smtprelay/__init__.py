@@ -1,0 +1,45 @@
+"""smtprelay: deliver email in-process.
+
+Build a :class:`Message`, hand it to a ``Relay`` (direct MX delivery or a smarthost), and read
+per-recipient results. The public names are re-exported here; everything else lives in private
+modules and may change.
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    AddressError,
+    AuthenticationError,
+    ConnectionFailed,
+    DeliveryError,
+    LocalProtocolError,
+    MessageError,
+    ProtocolError,
+    ReplyError,
+    SMTPRelayError,
+    SMTPTimeout,
+    TLSError,
+)
+from ._protocol._phase import Phase
+from ._results import RecipientResult, Status
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    # results
+    "RecipientResult",
+    "Status",
+    "Phase",
+    # errors
+    "SMTPRelayError",
+    "AddressError",
+    "MessageError",
+    "ProtocolError",
+    "LocalProtocolError",
+    "SMTPTimeout",
+    "ConnectionFailed",
+    "TLSError",
+    "AuthenticationError",
+    "ReplyError",
+    "DeliveryError",
+]

@@ -1,0 +1,1 @@
+"""Shared test helpers: network guard, free ports, loopback addresses, short timeouts."""
