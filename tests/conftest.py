@@ -16,8 +16,9 @@ from hypothesis import HealthCheck, settings
 
 from support.network import loopback_guard
 
-settings.register_profile("ci", max_examples=300, derandomize=True, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci", max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.register_profile("dev", max_examples=150, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 

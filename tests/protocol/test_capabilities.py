@@ -12,8 +12,18 @@ def caps(*lines: str) -> Capabilities:
 
 
 def test_postfix_style_ehlo() -> None:
-    c = caps("PIPELINING", "SIZE 10240000", "VRFY", "ETRN", "STARTTLS", "ENHANCEDSTATUSCODES", "8BITMIME",
-             "DSN", "SMTPUTF8", "CHUNKING")
+    c = caps(
+        "PIPELINING",
+        "SIZE 10240000",
+        "VRFY",
+        "ETRN",
+        "STARTTLS",
+        "ENHANCEDSTATUSCODES",
+        "8BITMIME",
+        "DSN",
+        "SMTPUTF8",
+        "CHUNKING",
+    )
     assert c.greeting == "mx.test greets client.test"
     assert c.pipelining and c.starttls and c.enhanced_status_codes and c.eight_bit_mime
     assert c.dsn and c.smtputf8 and c.chunking
@@ -24,8 +34,9 @@ def test_postfix_style_ehlo() -> None:
     assert c.auth_mechanisms == frozenset()
 
 
-@pytest.mark.parametrize(("line", "expected"), [("SIZE 0", None), ("SIZE", None), ("SIZE abc", None),
-                                                ("SIZE 1000", 1000)])
+@pytest.mark.parametrize(
+    ("line", "expected"), [("SIZE 0", None), ("SIZE", None), ("SIZE abc", None), ("SIZE 1000", 1000)]
+)
 def test_size(line: str, expected: int | None) -> None:
     assert caps(line).max_size == expected
 

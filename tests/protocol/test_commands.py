@@ -65,15 +65,27 @@ def test_control_characters_refused_in_hostname_and_params(bad: str) -> None:
         DSNRequest(envid=f"id{bad}x")
 
 
-@pytest.mark.parametrize("name", ["client example", "-bad.example", "a..b", "", "x" * 64 + ".example",
-                                  "client.example/x", "\u00e9xample.com"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "client example",
+        "-bad.example",
+        "a..b",
+        "",
+        "x" * 64 + ".example",
+        "client.example/x",
+        "\u00e9xample.com",
+    ],
+)
 def test_invalid_hostnames(name: str) -> None:
     with pytest.raises(AddressError):
         Ehlo(name)
 
 
-@pytest.mark.parametrize("name", ["localhost", "mail.example.com", "mail.example.com.", "[127.0.0.1]",
-                                  "[IPv6:::1]", "a-b.c-d.example"])
+@pytest.mark.parametrize(
+    "name",
+    ["localhost", "mail.example.com", "mail.example.com.", "[127.0.0.1]", "[IPv6:::1]", "a-b.c-d.example"],
+)
 def test_valid_hostnames(name: str) -> None:
     assert Ehlo(name).encode() == f"EHLO {name}\r\n".encode()
 
@@ -81,7 +93,10 @@ def test_valid_hostnames(name: str) -> None:
 def test_non_ascii_address_needs_smtputf8() -> None:
     with pytest.raises(AddressError, match="SMTPUTF8"):
         Rcpt("j\u00f6rg@example.org")
-    assert Rcpt("j\u00f6rg@example.org", smtputf8=True).encode() == "RCPT TO:<j\u00f6rg@example.org>\r\n".encode()
+    assert (
+        Rcpt("j\u00f6rg@example.org", smtputf8=True).encode()
+        == "RCPT TO:<j\u00f6rg@example.org>\r\n".encode()
+    )
 
 
 def test_path_length_limit() -> None:
@@ -102,7 +117,10 @@ def test_paths_must_be_bare() -> None:
 def test_mail_parameters_only_when_advertised() -> None:
     dsn = DSNRequest(ret="hdrs", envid="id+1=2")
     mail = Mail.for_server("a@example.com", ALL, size=1234, eight_bit=True, smtputf8=True, dsn=dsn)
-    assert mail.encode() == b"MAIL FROM:<a@example.com> SIZE=1234 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=id+2B1+3D2\r\n"
+    assert (
+        mail.encode()
+        == b"MAIL FROM:<a@example.com> SIZE=1234 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=id+2B1+3D2\r\n"
+    )
     bare = Mail.for_server("a@example.com", NONE, size=1234, eight_bit=True, dsn=dsn)
     assert bare.encode() == b"MAIL FROM:<a@example.com>\r\n"
 
@@ -110,7 +128,10 @@ def test_mail_parameters_only_when_advertised() -> None:
 def test_rcpt_dsn_parameters_only_when_advertised() -> None:
     dsn = DSNRequest(notify=frozenset({"failure", "delay"}), orcpt=True)
     rcpt = Rcpt.for_server("bob+tag@example.org", ALL, dsn=dsn)
-    assert rcpt.encode() == b"RCPT TO:<bob+tag@example.org> NOTIFY=FAILURE,DELAY ORCPT=rfc822;bob+2Btag@example.org\r\n"
+    assert (
+        rcpt.encode()
+        == b"RCPT TO:<bob+tag@example.org> NOTIFY=FAILURE,DELAY ORCPT=rfc822;bob+2Btag@example.org\r\n"
+    )
     assert Rcpt.for_server("bob@example.org", NONE, dsn=dsn).encode() == b"RCPT TO:<bob@example.org>\r\n"
 
 
@@ -126,8 +147,17 @@ def test_dsn_validation() -> None:
     assert DSNRequest(notify=frozenset({"never"})).notify == {"NEVER"}
 
 
-@pytest.mark.parametrize(("raw", "encoded"), [("plain", "plain"), ("a+b", "a+2Bb"), ("a=b", "a+3Db"),
-                                              ("sp ace", "sp+20ace"), ("\u00e9", "+C3+A9"), ("~!", "~!")])
+@pytest.mark.parametrize(
+    ("raw", "encoded"),
+    [
+        ("plain", "plain"),
+        ("a+b", "a+2Bb"),
+        ("a=b", "a+3Db"),
+        ("sp ace", "sp+20ace"),
+        ("\u00e9", "+C3+A9"),
+        ("~!", "~!"),
+    ],
+)
 def test_xtext(raw: str, encoded: str) -> None:
     assert xtext(raw) == encoded
 

@@ -9,8 +9,18 @@ from hypothesis import strategies as st
 from smtprelay._protocol import DataEncoder, bdat_chunks, encode_data, normalize_line_endings
 
 # Every end-of-data variant of the SMTP smuggling research (smtpsmug), embedded in a body.
-SMUGGLING = [b"\n.\n", b"\r.\r", b"\r.\n", b"\n.\r", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\r\n.\r",
-             b"\r\n\x00.\r\n", b"\r\n.\r\n"]
+SMUGGLING = [
+    b"\n.\n",
+    b"\r.\r",
+    b"\r.\n",
+    b"\n.\r",
+    b"\n.\r\n",
+    b"\r\n.\n",
+    b"\r.\r\n",
+    b"\r\n.\r",
+    b"\r\n\x00.\r\n",
+    b"\r\n.\r\n",
+]
 
 
 def unstuff(wire: bytes) -> bytes:
@@ -70,10 +80,16 @@ def test_encode_data_cases(body: bytes, wire: bytes) -> None:
 
 @pytest.mark.parametrize("variant", SMUGGLING)
 def test_no_smuggled_end_of_data_reaches_the_wire(variant: bytes) -> None:
-    body = b"From: a@example.com\r\n\r\nhello" + variant + b"MAIL FROM:<evil@example.com>\r\nRCPT TO:<v@example.org>\r\n"
+    body = (
+        b"From: a@example.com\r\n\r\nhello"
+        + variant
+        + b"MAIL FROM:<evil@example.com>\r\nRCPT TO:<v@example.org>\r\n"
+    )
     wire = encode_data(body)
     assert only_crlf(wire)
-    assert wire.count(b"\r\n.\r\n") == 1 and wire.endswith(b"\r\n.\r\n"), "exactly one end of data, at the end"
+    assert wire.count(b"\r\n.\r\n") == 1 and wire.endswith(b"\r\n.\r\n"), (
+        "exactly one end of data, at the end"
+    )
     assert unstuff(wire) == crlf(body)
 
 
@@ -103,8 +119,9 @@ def test_encoder_refuses_use_after_finish() -> None:
         encoder.finish()
 
 
-bodies = st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b"\x00", b"..", b" ", b"\xff"]),
-                  max_size=60).map(b"".join) | st.binary(max_size=200)
+bodies = st.lists(
+    st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b"\x00", b"..", b" ", b"\xff"]), max_size=60
+).map(b"".join) | st.binary(max_size=200)
 
 
 @given(bodies)

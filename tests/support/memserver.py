@@ -235,7 +235,9 @@ class MemoryClient:
         else:
             data = b""  # nothing more will come: the server closed, or is waiting for us (a bug)
             if not self.server.closed:
-                raise AssertionError(f"deadlock: client waits but the server has nothing to say ({self.session})")
+                raise AssertionError(
+                    f"deadlock: client waits but the server has nothing to say ({self.session})"
+                )
         self.session.receive_data(data)
 
     def command(self, command: object) -> Response:
