@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, settings
 
 from support.network import loopback_guard
 
+pytest_plugins = ["support.fixtures"]
+
 settings.register_profile(
     "ci", max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
