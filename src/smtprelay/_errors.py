@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from ._protocol._phase import Phase
+    from ._results import RecipientResult
 
 __all__ = [
     "SMTPRelayError",
@@ -52,6 +53,8 @@ class SMTPRelayError(Exception):
         self.phase = phase
         self.host = host
         self.data_sent = data_sent
+        #: Recipients whose outcome was settled before the failure (set by ``Transport.send``).
+        self.results: tuple[RecipientResult, ...] = ()
 
     @property
     def transient(self) -> bool:
