@@ -7,6 +7,7 @@ modules and may change.
 
 from __future__ import annotations
 
+from ._address import Address
 from ._errors import (
     AddressError,
     AuthenticationError,
@@ -20,12 +21,17 @@ from ._errors import (
     SMTPTimeout,
     TLSError,
 )
+from ._message import Attachment, Message
 from ._protocol._phase import Phase
 from ._results import RecipientResult, Status
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    # messages
+    "Message",
+    "Attachment",
+    "Address",
     # results
     "RecipientResult",
     "Status",
