@@ -25,6 +25,7 @@ from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, NoReturn
 
+from ._address import Address
 from ._errors import (
     AddressError,
     AuthenticationError,
@@ -40,8 +41,8 @@ from ._policies import Timeouts, TLSPolicy
 from ._protocol import (
     CLOSED,
     Auth,
-    AuthResponse,
     Authenticator,
+    AuthResponse,
     Bdat,
     Capabilities,
     ClientSession,
@@ -58,7 +59,6 @@ from ._protocol import (
     Response,
     Rset,
     StartTLS,
-    State,
     check_hostname,
     choose_mechanism,
 )
@@ -302,7 +302,9 @@ class Transport:
             local_hostname=helo_name,
             timeouts=timeouts,
         )
-        log.debug("connected to %s port %d (%s)%s", host, port, transport.peer[0], " with TLS" if implicit else "")
+        log.debug(
+            "connected to %s port %d (%s)%s", host, port, transport.peer[0], " with TLS" if implicit else ""
+        )
         try:
             transport._greet()
             if starttls and not implicit and policy is not TLSPolicy.NONE:
@@ -461,7 +463,9 @@ class Transport:
         return f"<Transport {self.server_name}:{self.port} {state} {tls} sent={self.messages_sent}>"
 
     # -- mail ----------------------------------------------------------------------------------
-    def send(self, message: Message, *, recipients: Sequence[str] | None = None) -> tuple[RecipientResult, ...]:
+    def send(
+        self, message: Message, *, recipients: Sequence[str] | None = None
+    ) -> tuple[RecipientResult, ...]:
         """Send ``message`` in one transaction (more only if the server limits recipients per transaction).
 
         Args:
@@ -481,7 +485,9 @@ class Transport:
             targets = tuple(dict.fromkeys(recipients))
             unknown = [r for r in targets if r not in message.recipients]
             if unknown:
-                raise MessageError(f"not recipients of this message: {', '.join(unknown)}", field="recipients")
+                raise MessageError(
+                    f"not recipients of this message: {', '.join(unknown)}", field="recipients"
+                )
         if not targets:
             raise MessageError("no recipients to send to", field="recipients")
         envelope = Envelope(
@@ -507,7 +513,9 @@ class Transport:
             raise MessageError(f"data must be bytes, not {type(data).__name__}", field="data")
         data = bytes(data)
         if isinstance(recipients, str):
-            raise MessageError("recipients must be a sequence of addresses, not one string", field="recipients")
+            raise MessageError(
+                "recipients must be a sequence of addresses, not one string", field="recipients"
+            )
         sender = _envelope_address(envelope_from, "envelope_from", allow_empty=True)
         targets = tuple(dict.fromkeys(_envelope_address(r, "recipients") for r in recipients))
         if not targets:
@@ -740,7 +748,9 @@ class Transport:
         name = self.server_name
         last = pending[-1] if pending else None
         if isinstance(last, Auth | AuthResponse):
-            trace_log.log(TRACE, "%s C: %s", name, "AUTH <redacted>" if isinstance(last, Auth) else "<redacted>")
+            trace_log.log(
+                TRACE, "%s C: %s", name, "AUTH <redacted>" if isinstance(last, Auth) else "<redacted>"
+            )
             return
         if isinstance(last, MessageData):
             trace_log.log(TRACE, "%s C: <%d bytes of message data>", name, len(data))
@@ -757,8 +767,6 @@ class Transport:
 
 def _envelope_address(value: object, field: str, *, allow_empty: bool = False) -> str:
     """Validate a bare envelope address (syntax only); "" is the null sender where allowed."""
-    from ._address import Address
-
     if not isinstance(value, str):
         raise AddressError(f"{field}: an address must be a str, not {type(value).__name__}", field=field)
     if value == "" and allow_empty:
@@ -773,7 +781,9 @@ def _dial(host: str, port: int, timeout: float, source_address: tuple[str, int] 
     try:
         sock = socket.create_connection((host, port), timeout=timeout, source_address=source_address)
     except socket.gaierror as error:
-        raise ConnectionFailed(f"cannot resolve {host}: {error.strerror}", phase=Phase.CONNECT, host=host) from error
+        raise ConnectionFailed(
+            f"cannot resolve {host}: {error.strerror}", phase=Phase.CONNECT, host=host
+        ) from error
     except TimeoutError as error:
         raise SMTPTimeout(f"no connection within {timeout:g} s", phase=Phase.CONNECT, host=host) from error
     except OSError as error:
@@ -811,5 +821,7 @@ def _handshake(
         if not enforced:
             raise _TLSFallback(error) from error
         if isinstance(error, TimeoutError):
-            raise TLSError(f"TLS handshake timed out after {timeout:g} s", phase=Phase.TLS_HANDSHAKE, host=host) from error
+            raise TLSError(
+                f"TLS handshake timed out after {timeout:g} s", phase=Phase.TLS_HANDSHAKE, host=host
+            ) from error
         raise TLSError(f"TLS handshake failed: {error}", phase=Phase.TLS_HANDSHAKE, host=host) from error

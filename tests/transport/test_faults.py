@@ -395,9 +395,7 @@ def test_injected_bytes_after_starttls_220_are_discarded(
         conn.quit()
 
     with caplog.at_level(logging.WARNING, logger="smtprelay"), ScriptedServer(script) as server:
-        transport = connect(
-            server, tls="verify", tls_hostname="mx.test", ssl_context=tls_ca.client_context()
-        )
+        transport = connect(server, tls="verify", tls_hostname="mx.test", ssl_context=tls_ca.client_context())
         assert transport.tls_version in ("TLSv1.2", "TLSv1.3")
         assert "AUTH" not in transport.capabilities
         assert "8BITMIME" in transport.capabilities, "capabilities come from the EHLO after TLS"
