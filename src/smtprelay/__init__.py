@@ -22,8 +22,10 @@ from ._errors import (
     TLSError,
 )
 from ._message import Attachment, Message
+from ._policies import Timeouts, TLSPolicy
 from ._protocol._phase import Phase
 from ._results import RecipientResult, Status
+from ._transport import TRACE, Transport
 
 __version__ = "0.1.0.dev0"
 
@@ -32,6 +34,11 @@ __all__ = [
     "Message",
     "Attachment",
     "Address",
+    # sending
+    "Transport",
+    "TLSPolicy",
+    "Timeouts",
+    "TRACE",
     # results
     "RecipientResult",
     "Status",
