@@ -24,7 +24,7 @@ demo: $(VENV)/.installed-demo
 	$(PY) examples/quickstart.py
 
 lint: $(VENV)/.installed-test
-	$(PY) -m ruff check src tests examples benchmarks
+	$(PY) -m ruff check src tests examples $(wildcard benchmarks)
 	$(PY) -m ruff format --check src
 
 typecheck: $(VENV)/.installed-test
