@@ -7,6 +7,7 @@ modules and may change.
 
 from __future__ import annotations
 
+from . import events
 from ._address import Address
 from ._errors import (
     AddressError,
@@ -22,9 +23,12 @@ from ._errors import (
     TLSError,
 )
 from ._message import Attachment, Message
-from ._policies import Timeouts, TLSPolicy
+from ._policies import PoolLimits, RetryPolicy, Timeouts, TLSPolicy
 from ._protocol._phase import Phase
+from ._relay import Relay
+from ._report import DeliveryReport
 from ._results import RecipientResult, Status
+from ._routing import Smarthost
 from ._transport import TRACE, Transport
 
 __version__ = "0.1.0.dev0"
@@ -35,6 +39,12 @@ __all__ = [
     "Attachment",
     "Address",
     # sending
+    "Relay",
+    "Smarthost",
+    "RetryPolicy",
+    "PoolLimits",
+    "DeliveryReport",
+    "events",
     "Transport",
     "TLSPolicy",
     "Timeouts",

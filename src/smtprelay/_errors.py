@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from ._protocol._phase import Phase
+    from ._report import DeliveryReport
     from ._results import RecipientResult
 
 __all__ = [
@@ -184,6 +185,11 @@ class DeliveryError(SMTPRelayError):
     ``report`` is the :class:`~smtprelay.DeliveryReport`; transient when nothing bounced.
     """
 
-    def __init__(self, report: object, message: str) -> None:
+    def __init__(self, report: DeliveryReport, message: str) -> None:
         super().__init__(message)
         self.report = report
+
+    @property
+    def transient(self) -> bool:
+        """True when nothing bounced: every failure was a deferral that may succeed later."""
+        return not self.report.bounced

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import enum
 import math
+import random
 from dataclasses import dataclass, fields, replace
 
 from ._protocol._phase import Phase
 
-__all__ = ["TLSPolicy", "Timeouts"]
+__all__ = ["TLSPolicy", "Timeouts", "RetryPolicy", "PoolLimits"]
 
 
 class TLSPolicy(enum.StrEnum):
@@ -111,3 +112,91 @@ class Timeouts:
 
     def replace(self, **changes: float) -> Timeouts:
         return replace(self, **changes)
+
+
+def _check_number(name: str, value: object, *, minimum: float = 0.0, allow_zero: bool = True) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, not {value!r}")
+    if value < minimum or (not allow_zero and value == 0):
+        raise ValueError(f"{name} must be {'>' if not allow_zero else '>='} {minimum}, not {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How ``Relay.send`` retries recipients deferred for a transient reason, within one call.
+
+    Only DEFERRED recipients are tried again: a delivered recipient is never sent the message twice,
+    and a bounced one is final. The long schedule (minutes to days) belongs to the Outbox.
+
+    Attributes:
+        attempts: every try counts, the first included (1 = no retry).
+        initial_delay: seconds before the second attempt.
+        max_delay: the longest wait between attempts.
+        multiplier: growth of the wait per attempt (exponential backoff).
+        jitter: up to this many seconds added at random to each wait, so many senders deferred by
+            the same server do not come back at the same instant.
+        deadline: seconds after which no new attempt starts (None: no limit but ``attempts``).
+    """
+
+    attempts: int = 3
+    initial_delay: float = 1.0
+    max_delay: float = 30.0
+    multiplier: float = 2.0
+    jitter: float = 1.0
+    deadline: float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or self.attempts < 1:
+            raise ValueError(f"attempts must be an int >= 1, not {self.attempts!r}")
+        _check_number("initial_delay", self.initial_delay)
+        _check_number("max_delay", self.max_delay)
+        _check_number("multiplier", self.multiplier, minimum=1.0)
+        _check_number("jitter", self.jitter)
+        if self.deadline is not None:
+            _check_number("deadline", self.deadline, allow_zero=False)
+        if self.max_delay < self.initial_delay:
+            raise ValueError("max_delay must not be smaller than initial_delay")
+
+    @classmethod
+    def none(cls) -> RetryPolicy:
+        """One attempt, no retry."""
+        return cls(attempts=1)
+
+    def delay(self, retry: int, rng: random.Random) -> float:
+        """Seconds to wait before retry number ``retry`` (1 = the wait before the second attempt).
+
+        ``min(max_delay, initial_delay * multiplier ** (retry - 1)) + uniform(0, jitter)``, the
+        jitter drawn from ``rng`` so tests are deterministic.
+        """
+        if retry < 1:
+            raise ValueError("retry counts from 1")
+        base = min(self.max_delay, self.initial_delay * self.multiplier ** (retry - 1))
+        return base + (rng.uniform(0.0, self.jitter) if self.jitter else 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolLimits:
+    """Connection reuse limits (defaults from Postfix).
+
+    Attributes:
+        max_connections_per_host: concurrent connections to one destination (Postfix's initial
+            destination concurrency is 5).
+        max_connections: concurrent connections in all.
+        max_messages_per_connection: transactions before a connection is retired (100).
+        max_connection_age: seconds a connection may be reused for (Postfix's reuse time limit, 300).
+        idle_timeout: seconds an idle connection is kept (30).
+    """
+
+    max_connections_per_host: int = 5
+    max_connections: int = 100
+    max_messages_per_connection: int = 100
+    max_connection_age: float = 300.0
+    idle_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_connections_per_host", "max_connections", "max_messages_per_connection"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, not {value!r}")
+        _check_number("max_connection_age", self.max_connection_age, allow_zero=False)
+        _check_number("idle_timeout", self.idle_timeout)

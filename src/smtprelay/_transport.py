@@ -21,7 +21,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, NoReturn
 
@@ -67,7 +67,7 @@ from ._results import RecipientResult
 if TYPE_CHECKING:
     from ._message import Message
 
-__all__ = ["Transport", "TRACE", "default_local_hostname"]
+__all__ = ["Transport", "Delivery", "TRACE", "default_local_hostname"]
 
 log = logging.getLogger("smtprelay")
 #: The protocol trace: every command and reply, AUTH redacted, message data summarised. It is logged
@@ -101,6 +101,20 @@ def default_local_hostname() -> str:
             name = "localhost.localdomain"
         _local_hostname = name
     return _local_hostname
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What :meth:`Transport.deliver` found out.
+
+    Attributes:
+        results: one result per envelope recipient, in order.
+        mail_refusal: the reply that refused MAIL (or a 421 before it), when that settled everyone:
+            no recipient was judged, so another server may take the message.
+    """
+
+    results: tuple[RecipientResult, ...]
+    mail_refusal: Reply | None = None
 
 
 class _Interrupted(Exception):
@@ -527,6 +541,22 @@ class Transport:
         return self._transact(envelope, data)
 
     def _transact(self, envelope: Envelope, content: bytes) -> tuple[RecipientResult, ...]:
+        return self.deliver(envelope, content).results
+
+    def deliver(
+        self, envelope: Envelope, content: bytes, *, on_data_sent: Callable[[], None] | None = None
+    ) -> Delivery:
+        """Run the transaction(s) for an :class:`Envelope` (the layer below ``send``; the Relay uses it).
+
+        Args:
+            envelope: sender, recipients and what the content needs (SMTPUTF8, 8BITMIME).
+            content: the message bytes.
+            on_data_sent: called once the end of data has been written, before its reply is awaited
+                (a durable queue records "possibly delivered" there).
+
+        Returns:
+            A :class:`Delivery`: per-recipient results and whether MAIL itself was refused.
+        """
         self._check_open()
         self._drain()
         if not self._session.usable:
@@ -535,11 +565,12 @@ class Transport:
                 "the server closed the connection while it was idle", phase=Phase.MAIL, host=self.server_name
             )
         settled: dict[str, RecipientResult] = {}
+        mail_refusal: Reply | None = None
         pending = envelope
         while True:
             tx = MailTransaction(self._session, pending, content)
             try:
-                self._run(tx)
+                self._run(tx, on_data_sent)
             except _Interrupted as interrupted:
                 error = interrupted.error
                 error.data_sent = interrupted.data_written
@@ -547,17 +578,18 @@ class Transport:
                 raise error from error.__cause__
             for result in self._finish(tx.results):
                 settled[result.recipient] = result
+            mail_refusal = mail_refusal or tx.mail_refusal
             if not tx.overflow:
                 break
             pending = replace(envelope, recipients=tx.overflow)
         self.messages_sent += 1
-        return tuple(settled[r] for r in envelope.recipients)
+        return Delivery(tuple(settled[r] for r in envelope.recipients), mail_refusal)
 
     def _finish(self, results: Sequence[RecipientResult]) -> tuple[RecipientResult, ...]:
         tls = self.tls_version
         return tuple(replace(r, host=self.server_name, tls=tls) for r in results)
 
-    def _run(self, tx: MailTransaction) -> None:
+    def _run(self, tx: MailTransaction, on_data_sent: Callable[[], None] | None = None) -> None:
         """Drive ``tx`` to completion; an I/O failure comes out as _Interrupted with what was written."""
         data_written = False
         try:
@@ -566,7 +598,10 @@ class Transport:
                 if out:
                     self._write(out)
                     # Only a completed write of the end of data can have delivered the message.
-                    data_written = tx.data_sent
+                    if tx.data_sent and not data_written:
+                        data_written = True
+                        if on_data_sent is not None:
+                            on_data_sent()
                 if tx.done:
                     if not self._session.usable:
                         self._abort()

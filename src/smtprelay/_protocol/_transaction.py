@@ -133,6 +133,7 @@ class MailTransaction:
         "bdat_chunk_size",
         "bdat_pipeline_limit",
         "data_sent",
+        "mail_refusal",
         "overflow",
     )
 
@@ -163,6 +164,9 @@ class MailTransaction:
         self.overflow: tuple[str, ...] = ()
         #: True once the end of the content (".CRLF" or BDAT LAST) has been handed to the driver.
         self.data_sent = False
+        #: The reply that refused MAIL (or a 421 before any RCPT was answered), if that happened:
+        #: a relay may try another server, since no recipient was judged.
+        self.mail_refusal: Reply | None = None
 
     # -- results -------------------------------------------------------------------------------
     @property
@@ -235,6 +239,8 @@ class MailTransaction:
         command, reply = response.command, response.reply
         self._unanswered -= 1
         if reply.is_closing:
+            if isinstance(command, Mail | Rset):
+                self.mail_refusal = reply
             self._settle_open(reply)
             self._queue.clear()
             return b""
@@ -243,6 +249,7 @@ class MailTransaction:
                 pass  # its outcome shows in the MAIL reply that follows
             case Mail():
                 if not reply.is_positive:
+                    self.mail_refusal = reply
                     self._settle_open(reply)
                     self._queue.clear()
             case Rcpt(recipient=recipient):
