@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import dns.exception
+import dns.message
 import dns.name
 import dns.rdatatype
 import dns.resolver
@@ -222,6 +223,10 @@ def classify_dns_error(error: BaseException, what: str) -> RouteFailure:
     if isinstance(error, dns.resolver.LifetimeTimeout | dns.exception.Timeout):
         return RouteFailure(Status.DEFERRED, "4.4.3", f"{what}: DNS lookup timed out")
     if isinstance(error, dns.resolver.NoNameservers):
+        causes = [entry[3] for entry in error.kwargs.get("errors", ()) if len(entry) > 3]
+        if causes and all(isinstance(cause, dns.message.ChainTooLong) for cause in causes):
+            # A CNAME loop in an authoritative answer will not fix itself (RELIABILITY 22).
+            return RouteFailure(Status.BOUNCED, "5.4.4", f"{what}: CNAME loop or chain too long")
         return RouteFailure(Status.DEFERRED, "4.4.3", f"{what}: no nameserver answered (SERVFAIL or refused)")
     return RouteFailure(Status.DEFERRED, "4.4.3", f"{what}: DNS lookup failed ({type(error).__name__})")
 

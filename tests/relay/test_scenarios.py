@@ -12,6 +12,7 @@ import pytest
 
 from smtprelay import Message, Relay, RetryPolicy, Status, events
 from smtprelay.testing import DNSZone, LocalMX
+from support.certs import CertAuthority
 from support.network import loopback_address
 from support.relaying import NO_WAIT, Hosts
 
@@ -442,3 +443,27 @@ def test_subset_of_recipients(zone: DNSZone, hosts: Hosts, make_relay: Callable[
     report = make_relay().send(msg, recipients=["c@example.test", "A@example.test"])
     assert [r.recipient for r in report.results] == ["c@example.test", "a@example.test"]
     assert server.messages[0].rcpt_tos == ("c@example.test", "a@example.test")
+
+
+def test_required_tls_unmet_defers_without_mail(
+    zone: DNSZone, hosts: Hosts, make_relay: Callable[..., Relay]
+) -> None:
+    plain = hosts.mx("mx1.example.test")
+    zone.mx("example.test", [(10, "mx1.example.test")])
+    result = make_relay(tls="required", retry=RetryPolicy.none()).send(message("bob@example.test")).results[0]
+    assert (result.status, result.code, result.enhanced_status) == (Status.DEFERRED, None, "4.7.5")
+    assert "does not offer STARTTLS" in result.text
+    plain.wait_until_idle()
+    assert all(not c.upper().startswith("MAIL") for s in plain.sessions for c in s.commands)
+
+
+def test_required_tls_moves_to_an_mx_that_offers_it(
+    zone: DNSZone, hosts: Hosts, make_relay: Callable[..., Relay], tls_ca: CertAuthority
+) -> None:
+    hosts.mx("mx1.example.test")
+    secure = hosts.mx("mx2.example.test", tls_context=tls_ca.server_context("mx2.example.test"))
+    zone.mx("example.test", [(10, "mx1.example.test"), (20, "mx2.example.test")])
+    report = make_relay(tls="verify", ssl_context=tls_ca.client_context()).send(message("bob@example.test"))
+    assert report.ok
+    assert report.results[0].host == "mx2.example.test" and report.results[0].tls is not None
+    assert secure.messages[0].tls

@@ -125,7 +125,9 @@ def test_cname_loop_does_not_deliver() -> None:
         zone.cname("loop1.test", "loop2.test")
         zone.cname("loop2.test", "loop1.test")
         route = MXResolver(zone.resolver(), rng=random.Random(1)).route("loop1.test")
-        assert route.failure is not None and route.hosts == ()
+    assert route.failure is not None and route.hosts == ()
+    assert (route.failure.status, route.failure.enhanced_status) == (Status.BOUNCED, "5.4.4")
+    assert "CNAME loop" in route.failure.text
 
 
 def test_retry_policy_backoff() -> None:
