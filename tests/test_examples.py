@@ -28,11 +28,21 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_quickstart() -> None:
     done = run("quickstart.py")
     assert done.returncode == 0, done.stderr
-    assert "bob@example.test: delivered" in done.stdout
-    assert "nobody@example.test: bounced" in done.stdout and "550 5.1.1" in done.stdout
-    assert "carol@example.test: deferred" in done.stdout
-    assert "bj\u00f6rk@example.test: delivered" in done.stdout
-    assert "The server received 2 message(s)" in done.stdout
+    out = done.stdout
+    # Direct MX delivery, and failover within the attempt to the preference-20 host.
+    assert "bob@example.test: delivered via mx1.mail.test" in out
+    assert "dead.mail.test (127.0.0.4) failed" in out
+    assert "dave@failover.test: delivered via mx2.mail.test" in out
+    assert "bj\u00f6rk@failover.test: delivered via mx2.mail.test" in out
+    # A null MX bounces without a connection; a 550 bounces one recipient of a delivered message.
+    assert "eve@nomail.test: bounced - 5.1.10" in out
+    assert "nobody@example.test: bounced via mx1.mail.test - 550 5.1.1" in out
+    # Greylisting: 451 on the first attempt, delivered on the retry.
+    assert "carol@example.test: delivered via mx1.mail.test" in out
+    assert "(carol@example.test took 2 attempts)" in out
+    assert "deferred" not in out.replace("0 deferred", "")
+    assert "mx1.mail.test (127.0.0.2): 2 message(s)" in out
+    assert "mx2.mail.test (127.0.0.3): 2 message(s)" in out
 
 
 def test_send_with_transport() -> None:
