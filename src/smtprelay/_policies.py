@@ -133,8 +133,8 @@ class RetryPolicy:
         initial_delay: seconds before the second attempt.
         max_delay: the longest wait between attempts.
         multiplier: growth of the wait per attempt (exponential backoff).
-        jitter: up to this many seconds added at random to each wait, so many senders deferred by
-            the same server do not come back at the same instant.
+        jitter: up to this many seconds added at random to each wait (within ``max_delay``), so
+            many senders deferred by the same server do not come back at the same instant.
         deadline: seconds after which no new attempt starts (None: no limit but ``attempts``).
     """
 
@@ -165,13 +165,13 @@ class RetryPolicy:
     def delay(self, retry: int, rng: random.Random) -> float:
         """Seconds to wait before retry number ``retry`` (1 = the wait before the second attempt).
 
-        ``min(max_delay, initial_delay * multiplier ** (retry - 1)) + uniform(0, jitter)``, the
-        jitter drawn from ``rng`` so tests are deterministic.
+        ``min(max_delay, initial_delay * multiplier ** (retry - 1) + uniform(0, jitter))``, the
+        jitter drawn from ``rng`` so tests are deterministic; ``max_delay`` is never exceeded.
         """
         if retry < 1:
             raise ValueError("retry counts from 1")
-        base = min(self.max_delay, self.initial_delay * self.multiplier ** (retry - 1))
-        return base + (rng.uniform(0.0, self.jitter) if self.jitter else 0.0)
+        base = self.initial_delay * self.multiplier ** min(retry - 1, 64)
+        return min(self.max_delay, base + (rng.uniform(0.0, self.jitter) if self.jitter else 0.0))
 
 
 @dataclass(frozen=True, slots=True)

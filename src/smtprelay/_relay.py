@@ -33,14 +33,15 @@ import tenacity
 
 from . import events as ev
 from ._address import Address
-from ._errors import AddressError, MessageError, SMTPRelayError, TLSError
+from ._errors import AddressError, ConnectionFailed, MessageError, SMTPRelayError, TLSError
 from ._message import Message
 from ._policies import PoolLimits, RetryPolicy, Timeouts, TLSPolicy
+from ._pool import ConnectionPool, Lease, PoolKey
 from ._protocol import Envelope, Phase, check_hostname
 from ._report import DeliveryReport
 from ._results import RecipientResult, Status
 from ._routing import MXResolver, Route, RouteFailure, Smarthost, ascii_domain
-from ._transport import Transport, default_local_hostname
+from ._transport import Delivery, Transport, default_local_hostname
 
 __all__ = ["Relay"]
 
@@ -76,7 +77,7 @@ class _Refused:
     """An MX address the private-address guard refused, or a host that could not be resolved."""
 
     text: str
-    guard: bool  # True: refused by the guard (no connection will ever be made to it)
+    permanent: bool  # refused by the guard, or the host has no address at all: retrying will not help
 
 
 @dataclass
@@ -88,6 +89,13 @@ class _SendState:
     attempts: dict[str, int] = field(default_factory=dict)
     pending: tuple[str, ...] = ()
     attempt: int = 0
+    #: Recipients an attempt may have delivered to (connection lost after the end of data).
+    possibly: set[str] = field(default_factory=set)
+    #: time.monotonic() after which no new connection is started (RetryPolicy.deadline).
+    deadline: float | None = None
+
+    def expired(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
 
 def _domain_of(address: str) -> str:
@@ -180,7 +188,9 @@ class Relay:
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 - load spreading, not secrets
         self._rng_lock = threading.Lock()
         self._router = MXResolver(resolver, rng=self._rng, allow_private=allow_private_mx)
-        self._sleep: Callable[[float], None] = time.sleep
+        self._pool = ConnectionPool(self._pool_limits)
+        self._closing = threading.Event()
+        self._sleep: Callable[[float], None] = self._interruptible_sleep
         self._closed = False
 
     @staticmethod
@@ -207,6 +217,8 @@ class Relay:
             raise TypeError(f"send() takes a Message, not {type(message).__name__} (see Message.from_email)")
         targets = self._targets(message, recipients)
         state = _SendState(message, message.as_bytes(), targets, pending=targets)
+        if self._retry.deadline is not None:
+            state.deadline = time.monotonic() + self._retry.deadline
         retrying = tenacity.Retrying(
             stop=self._stop_condition(),
             wait=self._wait,
@@ -217,14 +229,41 @@ class Relay:
             ),
         )
         retrying(self._attempt, state)
-        results = tuple(replace(state.results[r], attempts=state.attempts.get(r, 1)) for r in targets)
+        results = tuple(self._final(state, r) for r in targets)
         for result in results:
             self._emit(ev.Outcome(message.message_id, result))
         return DeliveryReport(message, results)
 
+    @staticmethod
+    def _final(state: _SendState, recipient: str) -> RecipientResult:
+        result = replace(state.results[recipient], attempts=state.attempts.get(recipient, 1))
+        if (
+            recipient in state.possibly
+            and result.status is not Status.DELIVERED
+            and not result.possibly_delivered
+        ):
+            result = replace(
+                result,
+                possibly_delivered=True,
+                text=f"{result.text} (an earlier attempt may already have delivered the message)",
+            )
+        return result
+
     def close(self) -> None:
-        """Release every connection. The Relay cannot send afterwards. Idempotent."""
+        """Close every pooled connection (QUIT, within a few seconds in all); the Relay cannot send
+        afterwards. Idempotent."""
         self._closed = True
+        self._closing.set()
+        self._pool.close()
+
+    def _interruptible_sleep(self, seconds: float) -> None:
+        """Wait between attempts, but wake at once when the Relay is closed."""
+        self._closing.wait(seconds)
+
+    @property
+    def pool(self) -> ConnectionPool:
+        """The connection pool (its repr shows active/idle/connecting per destination)."""
+        return self._pool
 
     def __enter__(self) -> Relay:
         return self
@@ -269,7 +308,9 @@ class Relay:
 
     # -- retry ---------------------------------------------------------------------------------
     def _stop_condition(self) -> tenacity.stop.stop_base:
-        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self._retry.attempts)
+        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(
+            self._retry.attempts
+        ) | tenacity.stop_when_event_set(self._closing)
         if self._retry.deadline is not None:
             stop = stop | tenacity.stop_before_delay(self._retry.deadline)
         return stop
@@ -286,7 +327,9 @@ class Relay:
             state.attempts[recipient] = state.attempts.get(recipient, 0) + 1
         self._emit(ev.Attempt(state.message.message_id, state.attempt, pending))
         for target, group in self._plan(pending, state):
-            state.results.update(self._deliver(state, group, target))
+            results = self._deliver(state, group, target)
+            state.results.update(results)
+            state.possibly.update(r.recipient for r in results.values() if r.possibly_delivered)
         state.pending = tuple(r for r in pending if state.results[r].status is Status.DEFERRED)
         if state.pending:
             log.debug(
@@ -348,7 +391,7 @@ class Relay:
         if isinstance(target, tuple):
             for smarthost in target:
                 yield _Candidate(
-                    smarthost.host,
+                    smarthost.tls_hostname or smarthost.host,  # the name results show, as Transport does
                     smarthost.host,
                     smarthost.port,
                     TLSPolicy.parse(smarthost.tls),
@@ -361,11 +404,14 @@ class Relay:
             for address, reason in found.refused:
                 yield _Refused(
                     f"MX host {host.name} address {address} refused: {reason} (allow_private_mx=False)",
-                    guard=True,
+                    permanent=True,
                 )
             if not found.usable:
                 if found.failure is not None:
-                    yield _Refused(f"MX host {host.name} skipped: {found.failure.text}", guard=False)
+                    yield _Refused(
+                        f"MX host {host.name} skipped: {found.failure.text}",
+                        permanent=found.failure.status is Status.BOUNCED,
+                    )
                 continue
             for address in found.usable:
                 yield _Candidate(host.name, address, self._port, self._tls, counts_toward_limits=True)
@@ -380,21 +426,24 @@ class Relay:
         fallback: dict[str, RecipientResult] = {}
         remaining = list(recipients)
         reasons: list[str] = []
-        only_guard_refusals = True
+        only_permanent_refusals = True
         last_error: SMTPRelayError | None = None
         addresses = sessions = 0
         for candidate in self._candidates(target):
             if isinstance(candidate, _Refused):
                 reasons.append(candidate.text)
-                only_guard_refusals = only_guard_refusals and candidate.guard
+                only_permanent_refusals = only_permanent_refusals and candidate.permanent
                 continue
-            only_guard_refusals = False
+            only_permanent_refusals = False
+            if self._closed or state.expired():
+                reasons.append("the relay was closed" if self._closed else "the delivery deadline passed")
+                break
             if candidate.counts_toward_limits:
                 if addresses >= MAX_ADDRESSES or sessions >= MAX_SESSIONS:
                     break
                 addresses += 1
             try:
-                transport = self._connect(candidate)
+                lease = self._lease(candidate)
             except SMTPRelayError as error:
                 last_error = error
                 reasons.append(f"{candidate.label}: {error}")
@@ -407,26 +456,8 @@ class Relay:
                 )
                 continue
             sessions += 1
-            self._emit(ev.Connected(message.message_id, candidate.host, transport.peer[0], candidate.port))
-            if transport.tls_version is not None:
-                self._emit(
-                    ev.TLSStarted(message.message_id, candidate.host, transport.tls_version, transport.cipher)
-                )
-            envelope = Envelope(
-                message.envelope_from,
-                tuple(remaining),
-                smtputf8=message.requires_smtputf8,
-                eight_bit=message.requires_8bitmime,
-            )
-            sent_to = tuple(remaining)
             try:
-                delivery = transport.deliver(
-                    envelope,
-                    state.content,
-                    on_data_sent=functools.partial(
-                        self._emit, ev.DataSent(message.message_id, candidate.host, sent_to)
-                    ),
-                )
+                delivery = self._transact(state, candidate, lease, tuple(remaining))
             except SMTPRelayError as error:
                 last_error = error
                 for result in error.results:
@@ -445,8 +476,6 @@ class Relay:
                     return settled
                 reasons.append(f"{candidate.label}: {error}")
                 continue
-            finally:
-                transport.close()
             self._emit_replies(message.message_id, candidate.host, delivery.results)
             if self._try_elsewhere(delivery.mail_refusal, delivery.results):
                 fallback = {r.recipient: r for r in delivery.results}
@@ -459,7 +488,7 @@ class Relay:
         for recipient in remaining:
             if recipient in fallback:
                 settled[recipient] = fallback[recipient]
-            elif only_guard_refusals and reasons:
+            elif only_permanent_refusals and reasons:
                 settled[recipient] = RecipientResult(
                     recipient, Status.BOUNCED, None, "5.4.4", "; ".join(reasons)
                 )
@@ -476,6 +505,83 @@ class Relay:
         if mail_refusal is not None:
             return all(r.status is Status.DEFERRED for r in results)
         return bool(results) and all(r.code is None and r.status is Status.BOUNCED for r in results)
+
+    def _transact(
+        self, state: _SendState, candidate: _Candidate, lease: Lease, recipients: tuple[str, ...]
+    ) -> Delivery:
+        """One delivery on a pooled connection. A reused connection that turns out dead before
+        anything was accepted (EOF, or 421 to the pipelined MAIL) is replaced once, transparently:
+        nothing was accepted, so nothing can be duplicated."""
+        message = state.message
+        envelope = Envelope(
+            message.envelope_from,
+            recipients,
+            smtputf8=message.requires_smtputf8,
+            eight_bit=message.requires_8bitmime,
+        )
+
+        def on_data_sent(in_flight: tuple[str, ...]) -> None:
+            self._emit(ev.DataSent(message.message_id, candidate.host, in_flight))
+
+        for retry_fresh in (lease.reused, False):
+            transport = lease.transport
+            if not lease.reused:
+                self._emit(
+                    ev.Connected(message.message_id, candidate.host, transport.peer[0], candidate.port)
+                )
+                if transport.tls_version is not None:
+                    self._emit(
+                        ev.TLSStarted(
+                            message.message_id, candidate.host, transport.tls_version, transport.cipher
+                        )
+                    )
+            try:
+                delivery = transport.deliver(envelope, state.content, on_data_sent=on_data_sent)
+            except ConnectionFailed as error:
+                self._pool.release(lease, reusable=False)
+                if not (retry_fresh and not error.data_sent and not error.results):
+                    raise
+                log.debug("%s: reused connection was dead (%s); reconnecting", candidate.label, error)
+            except SMTPRelayError:
+                self._pool.release(lease, reusable=False)
+                raise
+            else:
+                refusal = delivery.mail_refusal
+                if retry_fresh and refusal is not None and refusal.is_closing:
+                    self._pool.release(lease, reusable=False)
+                    log.debug("%s: reused connection got 421 to MAIL; reconnecting", candidate.label)
+                else:
+                    self._pool.release(lease)
+                    return delivery
+            lease = self._lease(candidate, fresh=True)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _pool_key(self, candidate: _Candidate) -> PoolKey:
+        smarthost = candidate.smarthost
+        if smarthost is None:
+            return PoolKey(
+                candidate.host,
+                candidate.address,
+                candidate.port,
+                candidate.tls.value,
+                local_hostname=self._local_hostname,
+            )
+        return PoolKey(
+            candidate.host,
+            candidate.address,
+            candidate.port,
+            candidate.tls.value,
+            implicit_tls=smarthost.implicit_tls,
+            tls_hostname=smarthost.tls_hostname,
+            username=smarthost.username,
+            secret=smarthost.password,
+            local_hostname=self._local_hostname,
+        )
+
+    def _lease(self, candidate: _Candidate, *, fresh: bool = False) -> Lease:
+        return self._pool.acquire(
+            self._pool_key(candidate), functools.partial(self._connect, candidate), fresh=fresh
+        )
 
     def _connect(self, candidate: _Candidate) -> Transport:
         smarthost = candidate.smarthost

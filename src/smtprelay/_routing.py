@@ -144,9 +144,10 @@ class Route:
     failure: RouteFailure | None = None
 
     @property
-    def key(self) -> tuple[str, ...]:
-        """The MX host names as a set-like key: domains with the same MX hosts share transactions."""
-        return tuple(sorted(h.name for h in self.hosts))
+    def key(self) -> tuple[tuple[int, str], ...]:
+        """The MX hosts with their preferences: domains with the same MX records share transactions
+        (the same hosts at other preferences are another destination, RFC 5321 §5.1)."""
+        return tuple(sorted((h.preference, h.name) for h in self.hosts))
 
 
 # -- pure decisions ------------------------------------------------------------------------------
@@ -325,7 +326,7 @@ class MXResolver:
             return Route(domain, failure=RouteFailure(Status.BOUNCED, "5.1.2", str(error)))
         cached = self._routes.get(name)
         if isinstance(cached, Route):
-            return cached
+            return self._shuffled(cached)
         try:
             answer = self._query(name, dns.rdatatype.MX)
         except dns.resolver.NoAnswer:
@@ -344,11 +345,18 @@ class MXResolver:
                 ),
             )
         else:
-            with self._rng_lock:
-                hosts = order_mx(real, self._rng)
-            route = Route(name, hosts)
+            route = Route(name, order_mx(real, random.Random(0)))  # noqa: S311 - canonical order, reshuffled on use
         self._routes.put(name, route, ttl)
-        return route
+        return self._shuffled(route)
+
+    def _shuffled(self, route: Route) -> Route:
+        """The route with equal preferences shuffled anew on every call, cached or not, so that
+        equal-preference hosts share the load of a batch even when connections are pooled."""
+        if len(route.hosts) < 2:
+            return route
+        with self._rng_lock:
+            hosts = order_mx(((h.preference, h.name) for h in route.hosts), self._rng)
+        return Route(route.domain, hosts, route.implicit, route.failure)
 
     def _implicit_route(self, name: str) -> Route:
         # RFC 5321 §5.1: no MX records -> the domain itself, as if "MX 0 domain".

@@ -544,15 +544,20 @@ class Transport:
         return self.deliver(envelope, content).results
 
     def deliver(
-        self, envelope: Envelope, content: bytes, *, on_data_sent: Callable[[], None] | None = None
+        self,
+        envelope: Envelope,
+        content: bytes,
+        *,
+        on_data_sent: Callable[[tuple[str, ...]], None] | None = None,
     ) -> Delivery:
         """Run the transaction(s) for an :class:`Envelope` (the layer below ``send``; the Relay uses it).
 
         Args:
             envelope: sender, recipients and what the content needs (SMTPUTF8, 8BITMIME).
             content: the message bytes.
-            on_data_sent: called once the end of data has been written, before its reply is awaited
-                (a durable queue records "possibly delivered" there).
+            on_data_sent: called with the recipients that may now receive the message, once the end
+                of data has been written and before its reply is awaited (a durable queue records
+                "possibly delivered" there). Called once per transaction.
 
         Returns:
             A :class:`Delivery`: per-recipient results and whether MAIL itself was refused.
@@ -589,7 +594,9 @@ class Transport:
         tls = self.tls_version
         return tuple(replace(r, host=self.server_name, tls=tls) for r in results)
 
-    def _run(self, tx: MailTransaction, on_data_sent: Callable[[], None] | None = None) -> None:
+    def _run(
+        self, tx: MailTransaction, on_data_sent: Callable[[tuple[str, ...]], None] | None = None
+    ) -> None:
         """Drive ``tx`` to completion; an I/O failure comes out as _Interrupted with what was written."""
         data_written = False
         try:
@@ -601,7 +608,7 @@ class Transport:
                     if tx.data_sent and not data_written:
                         data_written = True
                         if on_data_sent is not None:
-                            on_data_sent()
+                            on_data_sent(tx.in_flight)
                 if tx.done:
                     if not self._session.usable:
                         self._abort()
@@ -644,15 +651,43 @@ class Transport:
         return response.reply
 
     # -- closing -------------------------------------------------------------------------------
-    def close(self) -> None:
+    def close(self, *, timeout: float | None = None) -> None:
         """End the session politely (QUIT when possible) and close the socket. Idempotent.
+
+        Args:
+            timeout: seconds to wait for the reply to QUIT (default: the ``quit`` timeout, 5 s).
 
         A server that drops the connection after (or instead of) answering QUIT is not an error.
         """
         if self._closed:
             return
+        if timeout is not None:
+            self._timeouts = self._timeouts.replace(quit=max(timeout, 0.001))
         self._quit_quietly()
         self._abort()
+
+    def is_alive(self) -> bool:
+        """Whether the connection can be reused, judged without a round trip.
+
+        False once closed or out of step, and when the server has sent anything unasked: a server
+        that gives up on an idle client sends EOF (or a 421 first), so readable means finished.
+        A connection found dead is closed.
+        """
+        if self._closed or not self._session.usable or self._session.pending:
+            return False
+        sock = self._sock
+        try:
+            if isinstance(sock, ssl.SSLSocket) and sock.pending() > 0:
+                readable = True
+            else:
+                readable = bool(select.select([sock], [], [], 0)[0])
+        except (OSError, ValueError):
+            readable = True
+        if readable:
+            log.debug("%s closed or spoke while idle; not reusing the connection", self.server_name)
+            self._abort()
+            return False
+        return True
 
     def __enter__(self) -> Transport:
         return self
@@ -669,6 +704,13 @@ class Transport:
             return
         with contextlib.suppress(SMTPRelayError):
             self._command(Quit())
+
+    def abort(self) -> None:
+        """Close the connection at once, without QUIT. Safe to call from another thread: a thread
+        blocked reading or writing on this connection gets a ConnectionFailed promptly."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._abort()
 
     def _abort(self) -> None:
         """Close the socket without a word; the session can never be used again."""

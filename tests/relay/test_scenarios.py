@@ -467,3 +467,71 @@ def test_required_tls_moves_to_an_mx_that_offers_it(
     assert report.ok
     assert report.results[0].host == "mx2.example.test" and report.results[0].tls is not None
     assert secure.messages[0].tls
+
+
+def test_possibly_delivered_survives_a_later_failed_attempt(
+    zone: DNSZone, hosts: Hosts, make_relay: Callable[..., Relay]
+) -> None:
+    server = hosts.mx("mx.example.test")
+    zone.mx("example.test", [(10, "mx.example.test")], ttl=0)
+    server.script_data([LocalMX.DISCONNECT])
+    calls = []
+
+    def fail_dns_after_first(event: events.Event) -> None:
+        if isinstance(event, events.Attempt):
+            calls.append(event.attempt)
+            if event.attempt == 2:
+                zone.servfail("example.test")
+
+    result = make_relay(on_event=fail_dns_after_first).send(message("bob@example.test")).results[0]
+    assert calls == [1, 2, 3]
+    assert (result.status, result.enhanced_status, result.possibly_delivered) == (
+        Status.DEFERRED,
+        "4.4.3",
+        True,
+    )
+    assert "earlier attempt may already have delivered" in result.text
+
+
+def test_data_sent_names_only_recipients_that_may_receive_it(
+    zone: DNSZone, hosts: Hosts, make_relay: Callable[..., Relay]
+) -> None:
+    server = hosts.mx("mx.example.test")
+    zone.mx("example.test", [(10, "mx.example.test")])
+    server.script_rcpt("gone@example.test", 550, "5.1.1 no")
+    seen: list[events.Event] = []
+    make_relay(on_event=seen.append).send(message("a@example.test", "gone@example.test", "b@example.test"))
+    sent = [e for e in seen if isinstance(e, events.DataSent)]
+    assert [e.recipients for e in sent] == [("a@example.test", "b@example.test")]
+
+
+def test_grouping_respects_mx_preferences(
+    zone: DNSZone, hosts: Hosts, make_relay: Callable[..., Relay]
+) -> None:
+    a, b = hosts.mx("a.example.test"), hosts.mx("b.example.test")
+    zone.mx("one.test", [(10, "a.example.test"), (20, "b.example.test")])
+    zone.mx("two.test", [(10, "b.example.test"), (20, "a.example.test")])
+    assert make_relay().send(message("x@one.test", "y@two.test")).ok
+    assert [m.rcpt_tos for m in a.messages] == [("x@one.test",)]
+    assert [m.rcpt_tos for m in b.messages] == [("y@two.test",)]
+
+
+def test_equal_preferences_share_the_load_with_cached_answers_and_pooling(
+    zone: DNSZone, hosts: Hosts, make_relay: Callable[..., Relay]
+) -> None:
+    a, b = hosts.mx("a.example.test"), hosts.mx("b.example.test")
+    zone.mx("example.test", [(10, "a.example.test"), (10, "b.example.test")], ttl=300)
+    relay = make_relay(rng=random.Random(5))
+    for i in range(20):
+        assert relay.send(message(f"user{i}@example.test")).ok
+    assert min(len(a.messages), len(b.messages)) >= 5
+    assert len(zone.queries_for("example.test", "MX")) == 1
+
+
+def test_all_mx_hosts_without_addresses_bounces(zone: DNSZone, make_relay: Callable[..., Relay]) -> None:
+    zone.mx("example.test", [(10, "nx1.example.test"), (20, "nx2.example.test")])
+    zone.nxdomain("nx1.example.test")
+    zone.nxdomain("nx2.example.test")
+    result = make_relay().send(message("bob@example.test")).results[0]
+    assert (result.status, result.enhanced_status, result.attempts) == (Status.BOUNCED, "5.4.4", 1)
+    assert "nx1.example.test" in result.text and "nx2.example.test" in result.text

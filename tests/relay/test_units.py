@@ -136,6 +136,8 @@ def test_retry_policy_backoff() -> None:
     jittery = RetryPolicy(initial_delay=1.0, jitter=0.5)
     delays = [jittery.delay(1, random.Random(seed)) for seed in range(20)]
     assert all(1.0 <= d <= 1.5 for d in delays) and len(set(delays)) > 1
+    capped = RetryPolicy(initial_delay=1.0, max_delay=1.2, jitter=5.0)
+    assert all(capped.delay(n, random.Random(n)) <= 1.2 for n in range(1, 100))
     assert jittery.delay(1, random.Random(3)) == jittery.delay(1, random.Random(3))
 
 
@@ -187,8 +189,8 @@ def test_backoff_sleeps_come_from_the_policy() -> None:
     same_rng = random.Random(42)
     assert slept == [policy.delay(retry, same_rng) for retry in (1, 2, 3)], "deterministic with a seeded rng"
     for retry, delay in enumerate(slept, start=1):
-        base = min(1.5, 0.5 * 2 ** (retry - 1))
-        assert base <= delay <= base + 0.25
+        base = 0.5 * 2 ** (retry - 1)
+        assert min(base, 1.5) <= delay <= min(base + 0.25, 1.5), "jitter never pushes a wait past max_delay"
 
 
 def test_deadline_stops_retries() -> None:

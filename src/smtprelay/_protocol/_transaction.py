@@ -189,6 +189,13 @@ class MailTransaction:
         """Recipients whose RCPT was accepted and whose outcome awaits the end of data."""
         return tuple(r for r in self._accepted if r not in self._results)
 
+    @property
+    def in_flight(self) -> tuple[str, ...]:
+        """Recipients this transaction may still deliver to: accepted, or not yet answered."""
+        return tuple(
+            r for r in self._envelope.recipients if r not in self._results and r not in self.overflow
+        )
+
     # -- driving -------------------------------------------------------------------------------
     def start(self) -> bytes:
         """Check the message against the server's extensions and return the first bytes to send."""
