@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 
 from support.network import loopback_guard
 
-pytest_plugins = ["support.fixtures"]
+pytest_plugins = ["support.fixtures", "support.relaying"]
 
 settings.register_profile(
     "ci", max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -1,11 +1,19 @@
-"""Helpers for Relay scenarios: several local MX hosts on one port behind a DNS zone."""
+"""Helpers and fixtures for Relay scenarios: several local MX hosts on one port behind a DNS zone.
+
+Fixtures (loaded for the whole suite through ``pytest_plugins``): ``zone`` (a DNSZone), ``hosts``
+(:class:`Hosts`), ``make_relay`` (a Relay factory pointed at both, closed after the test).
+"""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
-from smtprelay import RetryPolicy, Timeouts
+import pytest
+
+from smtprelay import Relay, RetryPolicy, Timeouts
 from smtprelay.testing import DNSZone, LocalMX
 
 from .network import loopback_address
@@ -38,3 +46,39 @@ class Hosts:
         address = loopback_address()
         self.zone.a(name, address)
         return address
+
+
+@pytest.fixture
+def zone() -> Iterator[DNSZone]:
+    with DNSZone() as z:
+        yield z
+
+
+@pytest.fixture
+def hosts(zone: DNSZone) -> Iterator[Hosts]:
+    with ExitStack() as stack:
+        yield Hosts(zone, stack)
+
+
+@pytest.fixture
+def make_relay(zone: DNSZone, hosts: Hosts) -> Iterator[Callable[..., Relay]]:
+    relays: list[Relay] = []
+
+    def make(**options: Any) -> Relay:
+        settings: dict[str, Any] = {
+            "resolver": zone.resolver(lifetime=1.0),
+            "port": hosts.port or 25,
+            "allow_private_mx": True,
+            "local_hostname": "client.test",
+            "retry": NO_WAIT,
+            "timeout": FAST,
+            "rng": random.Random(7),
+        }
+        settings.update(options)
+        relay = Relay(**settings)
+        relays.append(relay)
+        return relay
+
+    yield make
+    for relay in relays:
+        relay.close()
