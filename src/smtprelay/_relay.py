@@ -24,7 +24,7 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 
@@ -33,6 +33,7 @@ import tenacity
 
 from . import events as ev
 from ._address import Address
+from ._batch import run_batch
 from ._errors import AddressError, ConnectionFailed, MessageError, SMTPRelayError, TLSError
 from ._message import Message
 from ._policies import PoolLimits, RetryPolicy, Timeouts, TLSPolicy
@@ -41,6 +42,7 @@ from ._protocol import Envelope, Phase, check_hostname
 from ._report import DeliveryReport
 from ._results import RecipientResult, Status
 from ._routing import MXResolver, Route, RouteFailure, Smarthost, ascii_domain
+from ._scheduler import RateLimiter
 from ._transport import Delivery, Transport, default_local_hostname
 
 __all__ = ["Relay"]
@@ -78,6 +80,16 @@ class _Refused:
 
     text: str
     permanent: bool  # refused by the guard, or the host has no address at all: retrying will not help
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """Recipients that share a destination (MX hosts with the same preferences, or smarthosts)."""
+
+    key: tuple[object, ...]
+    target: Route | tuple[Smarthost, ...]
+    recipients: tuple[str, ...]
+    rate: float | None
 
 
 @dataclass
@@ -139,6 +151,10 @@ class Relay:
         allow_private_mx: allow MX hosts on loopback, private or link-local addresses.
         on_event: a callable receiving :mod:`smtprelay.events` values as delivery proceeds.
         rng: the source of randomness (equal-preference MX shuffling, retry jitter).
+        rate_limit: at most this many messages per second to any one destination, evenly spaced and
+            counted across all its connections (None: no limit).
+        rate_limits: per-destination limits keyed by recipient domain or destination host name,
+            e.g. ``{"example.org": 2.0}``; they take precedence over ``rate_limit``.
     """
 
     def __init__(
@@ -157,6 +173,8 @@ class Relay:
         allow_private_mx: bool = False,
         on_event: EventHook | None = None,
         rng: random.Random | None = None,
+        rate_limit: float | None = None,
+        rate_limits: Mapping[str, float] | None = None,
     ) -> None:
         self._smarthosts = self._smarthost_list(smarthost, "smarthost") if smarthost is not None else ()
         self._routes: dict[str, tuple[Smarthost, ...]] = {}
@@ -188,6 +206,17 @@ class Relay:
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 - load spreading, not secrets
         self._rng_lock = threading.Lock()
         self._router = MXResolver(resolver, rng=self._rng, allow_private=allow_private_mx)
+        for name, rate in [
+            ("rate_limit", rate_limit),
+            *((f"rate_limits[{k!r}]", v) for k, v in (rate_limits or {}).items()),
+        ]:
+            if rate is not None and (
+                isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0
+            ):
+                raise ValueError(f"{name} must be a positive number of messages per second, not {rate!r}")
+        self._rate_limit = float(rate_limit) if rate_limit is not None else None
+        self._rate_limits = {k.lower().strip("."): float(v) for k, v in (rate_limits or {}).items()}
+        self._limiter = RateLimiter()
         self._pool = ConnectionPool(self._pool_limits)
         self._closing = threading.Event()
         self._sleep: Callable[[float], None] = self._interruptible_sleep
@@ -211,14 +240,7 @@ class Relay:
             TypeError, MessageError, AddressError: bad input, before any I/O.
             RuntimeError: the Relay is closed.
         """
-        if self._closed:
-            raise RuntimeError("this Relay is closed")
-        if not isinstance(message, Message):
-            raise TypeError(f"send() takes a Message, not {type(message).__name__} (see Message.from_email)")
-        targets = self._targets(message, recipients)
-        state = _SendState(message, message.as_bytes(), targets, pending=targets)
-        if self._retry.deadline is not None:
-            state.deadline = time.monotonic() + self._retry.deadline
+        state = self._new_state(message, recipients)
         retrying = tenacity.Retrying(
             stop=self._stop_condition(),
             wait=self._wait,
@@ -229,10 +251,62 @@ class Relay:
             ),
         )
         retrying(self._attempt, state)
-        results = tuple(self._final(state, r) for r in targets)
+        return self._report(state)
+
+    def send_many(
+        self, messages: Iterable[Message], *, concurrency: int | None = None
+    ) -> Iterator[DeliveryReport]:
+        """Deliver many messages concurrently; yield one report per message, in completion order.
+
+        ``messages`` may be any iterable, a generator included: it is read only as fast as delivery
+        proceeds, so memory stays constant however many there are. Work is scheduled per
+        destination (at most ``pool.max_connections_per_host`` at once each, and ``rate_limit``),
+        so a slow, rate-limited or deferring destination never holds up the others, and a recipient
+        waiting for its retry occupies no worker. Each report names its message (``report.message``).
+
+        Args:
+            messages: the messages to send.
+            concurrency: worker threads (default 16).
+
+        Raises:
+            TypeError, MessageError: a bad item in ``messages``; the messages already taken are still
+                delivered and their reports yielded first.
+            RuntimeError: the Relay is closed.
+        """
+        if self._closed:
+            raise RuntimeError("this Relay is closed")
+        return run_batch(self, messages, concurrency)
+
+    def _new_state(
+        self, message: Message, recipients: Sequence[str] | None, *, check_closed: bool = True
+    ) -> _SendState:
+        if check_closed and self._closed:
+            raise RuntimeError("this Relay is closed")
+        if not isinstance(message, Message):
+            raise TypeError(f"expected a Message, not {type(message).__name__} (see Message.from_email)")
+        targets = self._targets(message, recipients)
+        state = _SendState(message, message.as_bytes(), targets, pending=targets)
+        if self._retry.deadline is not None:
+            state.deadline = time.monotonic() + self._retry.deadline
+        return state
+
+    def _closed_report(self, state: _SendState) -> DeliveryReport:
+        """The report for a message taken but never tried because the Relay was closed."""
+        for recipient in state.targets:
+            state.results[recipient] = _deferred(
+                recipient, "the relay was closed before this message could be sent", "4.3.2"
+            )
+        return self._report(state)
+
+    def _report(self, state: _SendState) -> DeliveryReport:
+        results = tuple(self._final(state, r) for r in state.targets)
         for result in results:
-            self._emit(ev.Outcome(message.message_id, result))
-        return DeliveryReport(message, results)
+            self._emit(ev.Outcome(state.message.message_id, result))
+        return DeliveryReport(state.message, results)
+
+    def _next_delay(self, retry: int) -> float:
+        with self._rng_lock:
+            return self._retry.delay(retry, self._rng)
 
     @staticmethod
     def _final(state: _SendState, recipient: str) -> RecipientResult:
@@ -316,20 +390,21 @@ class Relay:
         return stop
 
     def _wait(self, retry_state: tenacity.RetryCallState) -> float:
-        with self._rng_lock:
-            return self._retry.delay(retry_state.attempt_number, self._rng)
+        return self._next_delay(retry_state.attempt_number)
+
+    def _start_attempt(self, state: _SendState, recipients: tuple[str, ...]) -> None:
+        state.attempt += 1
+        for recipient in recipients:
+            state.attempts[recipient] = state.attempts.get(recipient, 0) + 1
+        self._emit(ev.Attempt(state.message.message_id, state.attempt, recipients))
 
     def _attempt(self, state: _SendState) -> tuple[str, ...]:
         """One attempt for the pending recipients; returns those still DEFERRED."""
-        state.attempt += 1
         pending = state.pending
-        for recipient in pending:
-            state.attempts[recipient] = state.attempts.get(recipient, 0) + 1
-        self._emit(ev.Attempt(state.message.message_id, state.attempt, pending))
-        for target, group in self._plan(pending, state):
-            results = self._deliver(state, group, target)
-            state.results.update(results)
-            state.possibly.update(r.recipient for r in results.values() if r.possibly_delivered)
+        self._start_attempt(state, pending)
+        for group in self._plan(pending, state):
+            self._throttle(group)
+            self._record(state, self._deliver(state, group.recipients, group.target))
         state.pending = tuple(r for r in pending if state.results[r].status is Status.DEFERRED)
         if state.pending:
             log.debug(
@@ -339,6 +414,11 @@ class Relay:
                 len(state.pending),
             )
         return state.pending
+
+    @staticmethod
+    def _record(state: _SendState, results: Mapping[str, RecipientResult]) -> None:
+        state.results.update(results)
+        state.possibly.update(r.recipient for r in results.values() if r.possibly_delivered)
 
     # -- routing -------------------------------------------------------------------------------
     def _smarthosts_for(self, domain: str) -> tuple[Smarthost, ...]:
@@ -351,9 +431,7 @@ class Relay:
                 return self._routes[key]
         return self._smarthosts
 
-    def _plan(
-        self, recipients: Sequence[str], state: _SendState
-    ) -> Iterator[tuple[Route | tuple[Smarthost, ...], tuple[str, ...]]]:
+    def _plan(self, recipients: Sequence[str], state: _SendState) -> list[_Group]:
         """Group recipients by destination; settle those whose domain cannot be routed."""
         by_domain: dict[str, list[str]] = {}
         for recipient in recipients:
@@ -365,7 +443,7 @@ class Relay:
                 )
                 continue
             by_domain.setdefault(domain, []).append(recipient)
-        groups: dict[tuple[object, ...], tuple[Route | tuple[Smarthost, ...], list[str]]] = {}
+        groups: dict[tuple[object, ...], tuple[Route | tuple[Smarthost, ...], list[str], list[str]]] = {}
         for domain, members in by_domain.items():
             smarthosts = self._smarthosts_for(domain)
             target: Route | tuple[Smarthost, ...]
@@ -382,10 +460,30 @@ class Relay:
                 target = route
             if key in groups:
                 groups[key][1].extend(members)
+                groups[key][2].append(domain)
             else:
-                groups[key] = (target, list(members))
-        for target, members in groups.values():
-            yield target, tuple(members)
+                groups[key] = (target, list(members), [domain])
+        return [
+            _Group(key, target, tuple(members), self._rate_for(domains, target))
+            for key, (target, members, domains) in groups.items()
+        ]
+
+    def _rate_for(self, domains: Sequence[str], target: Route | tuple[Smarthost, ...]) -> float | None:
+        """The messages-per-second limit of a destination: by recipient domain, then host name."""
+        if self._rate_limits:
+            hosts = [s.host for s in target] if isinstance(target, tuple) else [h.name for h in target.hosts]
+            for name in (*domains, *hosts):
+                rate = self._rate_limits.get(name.lower())
+                if rate is not None:
+                    return rate
+        return self._rate_limit
+
+    def _throttle(self, group: _Group) -> None:
+        """Relay.send's share of a destination's rate limit: wait for the next free slot."""
+        if group.rate is not None:
+            delay = self._limiter.reserve(group.key, group.rate, time.monotonic())
+            if delay > 0:
+                self._closing.wait(delay)
 
     def _candidates(self, target: Route | tuple[Smarthost, ...]) -> Iterator[_Candidate | _Refused]:
         if isinstance(target, tuple):
