@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import smtprelay._batch
-
 from smtprelay import Message, PoolLimits, Relay, RetryPolicy, Status, Timeouts, events
 from smtprelay.testing import DNSZone, LocalMX
 from support.relaying import Hosts
@@ -69,7 +68,7 @@ def test_the_iterable_is_read_lazily(
 def test_a_slow_destination_never_holds_up_the_others(
     zone: DNSZone, hosts: Hosts, make_relay: Callable[..., Relay]
 ) -> None:
-    fast, slow = hosts.mx("mx.fast.test"), hosts.mx("mx.slow.test")
+    _fast, slow = hosts.mx("mx.fast.test"), hosts.mx("mx.slow.test")
     zone.mx("fast.test", [(10, "mx.fast.test")])
     zone.mx("slow.test", [(10, "mx.slow.test")])
     slow.script_data(LocalMX.HANG)  # every message there waits for its end-of-data timeout
@@ -170,7 +169,7 @@ def test_events_and_outcomes(
 def test_close_during_send_many_ends_it(
     two_destinations: tuple[LocalMX, LocalMX], make_relay: Callable[..., Relay]
 ) -> None:
-    fast, _ = two_destinations
+    _fast, _ = two_destinations
     relay = make_relay()
 
     def endless() -> Iterator[Message]:
