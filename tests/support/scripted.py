@@ -175,7 +175,8 @@ class ScriptedServer:
         self.implicit_tls = implicit_tls
         self.conns: list[Conn] = []
         self.errors: list[BaseException] = []
-        self._listener = socket.create_server((self.host, 0))
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        self._listener = socket.create_server((self.host, 0), family=family)
         self.port: int = self._listener.getsockname()[1]
         self._threads: list[threading.Thread] = []
         self._stopping = False

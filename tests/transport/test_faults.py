@@ -582,3 +582,42 @@ def test_pipelined_group_never_deadlocks_on_verbose_replies() -> None:
         results = transport.send_raw("a@example.com", recipients, MESSAGE)
     assert len(results) == count
     assert all(r.status is Status.DELIVERED for r in results)
+
+
+def test_cram_md5_end_to_end() -> None:
+    import base64
+    import hashlib
+    import hmac
+
+    challenge = b"<4711.1700000000@mx.test>"
+
+    def script(conn: Conn) -> None:
+        conn.ehlo(("AUTH CRAM-MD5", "PIPELINING"))
+        conn.expect("AUTH CRAM-MD5")
+        conn.reply("334 " + base64.b64encode(challenge).decode())
+        answer = base64.b64decode(conn.line())
+        user, digest = answer.split(b" ")
+        expected = hmac.new(b"s3cret", challenge, hashlib.md5).hexdigest().encode()
+        if (user, digest) == (b"tim", expected):
+            conn.reply("235 2.7.0 Authentication successful")
+        else:
+            conn.reply("535 5.7.8 bad")
+        conn.quit()
+
+    with ScriptedServer(script) as server:
+        with connect(server, username="tim", password="s3cret", allow_plaintext_auth=True) as transport:
+            assert transport.usable
+        server.wait_for_scripts()
+    assert server.conns[0].lines[0].startswith(b"EHLO")
+
+
+def test_ipv6_loopback() -> None:
+    def script(conn: Conn) -> None:
+        conn.ehlo()
+        conn.accept_mail()
+        conn.quit()
+
+    with ScriptedServer(script, host="::1") as server, connect(server) as transport:
+        assert transport.peer[0] == "::1"
+        results = transport.send_raw("a@example.com", ["b@example.org"], MESSAGE)
+    assert results[0].status is Status.DELIVERED
