@@ -656,23 +656,15 @@ class Relay:
 
     def _pool_key(self, candidate: _Candidate) -> PoolKey:
         smarthost = candidate.smarthost
-        if smarthost is None:
-            return PoolKey(
-                candidate.host,
-                candidate.address,
-                candidate.port,
-                candidate.tls.value,
-                local_hostname=self._local_hostname,
-            )
         return PoolKey(
             candidate.host,
             candidate.address,
             candidate.port,
             candidate.tls.value,
-            implicit_tls=smarthost.implicit_tls,
-            tls_hostname=smarthost.tls_hostname,
-            username=smarthost.username,
-            secret=smarthost.password,
+            implicit_tls=smarthost.implicit_tls if smarthost else None,
+            tls_hostname=smarthost.tls_hostname if smarthost else None,
+            username=smarthost.username if smarthost else None,
+            secret=smarthost.password if smarthost else None,
             local_hostname=self._local_hostname,
         )
 
