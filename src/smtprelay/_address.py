@@ -368,8 +368,30 @@ def _split(text: str, *, allow_groups: bool) -> list[tuple[str, str]]:
 # RFC 6532 local parts, which the standard library flags but parses the same.
 _HARMLESS_DEFECTS = (email_errors.ObsoleteHeaderDefect, email_errors.NonASCIILocalPartDefect)
 
+# One mailbox in the plainest RFC 5322 forms (3.2.3, 3.4, 3.4.1): an addr-spec of two ASCII
+# dot-atoms, alone or in angle brackets after a phrase of atoms (RFC 6532 3.2: non-ASCII
+# characters are atext too; no dots, no quoting, no comments, no encoded word). The grammar
+# gives such text exactly one reading, so the standard library's parser is bound to find the
+# same addr-spec, and printable text gives it no defect to report: its second opinion, which
+# costs more than the rest of the parse, is skipped (checked against it in tests/test_address.py).
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PHRASE_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\x80-\U0010ffff-]+"
+_DOT_ATOM_ADDR = rf"{_ATEXT}(?:\.{_ATEXT})*@{_ATEXT}(?:\.{_ATEXT})*"
+_SIMPLE_MAILBOX = re.compile(
+    rf"(?!.*=\?)(?:{_DOT_ATOM_ADDR}|{_PHRASE_ATEXT}(?: {_PHRASE_ATEXT})* <{_DOT_ATOM_ADDR}>)\Z"
+)
 
-@functools.lru_cache(maxsize=1024)
+
+def is_simple_mailbox(text: str) -> bool:
+    """True for one mailbox in a form only one way to read: see ``_SIMPLE_MAILBOX``."""
+    return _SIMPLE_MAILBOX.match(text) is not None and text.isprintable()
+
+
+#: Header text longer than this is parsed every time rather than cached.
+_CACHED_CHARS = 1000
+
+
+@functools.lru_cache(maxsize=4096)
 def _parse_cached(text: str, allow_groups: bool) -> tuple[Address, ...]:
     bad = _TEXT_FORBIDDEN.search(text)
     if bad:
@@ -381,14 +403,19 @@ def _parse_cached(text: str, allow_groups: bool) -> tuple[Address, ...]:
     except ValueError as err:
         raise AddressError(f"cannot read {text!r} unambiguously: {err}", address=text) from err
     addresses = tuple(Address(raw, display_name=name) for name, raw in pairs)
-    # Second opinion: the standard library's RFC 5322 parser must find the same addresses.
+    if not is_simple_mailbox(text):
+        _second_opinion(text, [raw for _, raw in pairs])
+    return addresses
+
+
+def _second_opinion(text: str, found: list[str]) -> None:
+    """The standard library's RFC 5322 parser must find the same addr-specs, without defects."""
     header = email.policy.default.header_factory("to", text)
     theirs = [a.addr_spec for a in header.addresses]
     defects = [d for d in header.defects if not isinstance(d, _HARMLESS_DEFECTS)]
-    if defects or theirs != [raw for _, raw in pairs]:
+    if defects or theirs != found:
         problem = defects[0] if defects else f"the standard library reads {theirs!r}"
         raise AddressError(f"{text!r} is ambiguous: {problem}", address=text)
-    return addresses
 
 
 def parse_address_list(text: str, *, allow_groups: bool = True) -> tuple[Address, ...]:
@@ -397,4 +424,6 @@ def parse_address_list(text: str, *, allow_groups: bool = True) -> tuple[Address
     Raises:
         AddressError: an address is invalid, or the text could be read in more than one way.
     """
+    if len(text) > _CACHED_CHARS:
+        return _parse_cached.__wrapped__(text, allow_groups)  # keeps the cache small
     return _parse_cached(text, allow_groups)
