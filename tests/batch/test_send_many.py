@@ -169,19 +169,25 @@ def test_events_and_outcomes(
 def test_close_during_send_many_ends_it(
     two_destinations: tuple[LocalMX, LocalMX], make_relay: Callable[..., Relay]
 ) -> None:
-    _fast, _ = two_destinations
     relay = make_relay()
+    pulled = [0]
 
     def endless() -> Iterator[Message]:
         for i in itertools.count():
+            pulled[0] += 1
             yield message(f"u{i}@fast.test")
 
     count = 0
-    for _report in relay.send_many(endless(), concurrency=4):
+    pulled_at_close = None
+    for report in relay.send_many(endless(), concurrency=4):
         count += 1
+        assert report.results
         if count == 20:
             relay.close()
-    assert count < 60, "after close() no new message is taken"
+            pulled_at_close = pulled[0]
+    assert pulled_at_close is not None
+    assert pulled[0] <= pulled_at_close + 1, "after close() no new message is taken"
+    assert count == pulled[0], "every message taken from the iterable got its report"
     with pytest.raises(RuntimeError, match="closed"):
         relay.send_many([message("x@fast.test")])
 
