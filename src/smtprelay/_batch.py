@@ -68,7 +68,12 @@ class _Batch:
         self.scheduler = Scheduler(
             per_destination=relay._pool_limits.max_connections_per_host, limiter=relay._limiter
         )
-        self.cond = threading.Condition()
+        # One lock, two conditions: workers wait for jobs, the caller for reports or room to feed,
+        # so finishing a job wakes one worker and the caller, not every thread (the GIL makes a
+        # thundering herd expensive).
+        self.lock = threading.Lock()
+        self.jobs_cv = threading.Condition(self.lock)
+        self.caller_cv = threading.Condition(self.lock)
         self.ready: deque[DeliveryReport] = deque()
         self.in_flight = 0
         self.exhausted = False
@@ -86,9 +91,9 @@ class _Batch:
             thread.start()
         try:
             while True:
-                with self.cond:
+                with self.lock:
                     while not self.ready and not self._may_feed() and not self._finished():
-                        self.cond.wait()
+                        self.caller_cv.wait(0.5)
                     reports = list(self.ready)
                     self.ready.clear()
                     feed = self._may_feed()
@@ -97,15 +102,15 @@ class _Batch:
                     break
                 yield from reports
                 if feed:
-                    self._feed_one()
+                    self._feed()
             if self.worker_error is not None:
                 raise self.worker_error
             if self.source_error is not None:
                 raise self.source_error
         finally:
-            with self.cond:
+            with self.lock:
                 self.stopping = True
-                self.cond.notify_all()
+                self.jobs_cv.notify_all()
             for thread in self.threads:
                 thread.join(timeout=10)
 
@@ -123,38 +128,44 @@ class _Batch:
         done_feeding = self.exhausted or self.relay._closed or self.worker_error is not None
         return done_feeding and self.in_flight == 0
 
-    def _feed_one(self) -> None:
+    def _feed(self) -> None:
+        """Take messages from the iterable while there is room (at most ``concurrency`` at a time)."""
+        for _ in range(self.concurrency):
+            if not self._feed_one():
+                return
+            with self.lock:
+                if not self._may_feed():
+                    return
+
+    def _feed_one(self) -> bool:
         try:
             message = next(self.source)
-        except StopIteration:
-            with self.cond:
-                self.exhausted = True
-                self.cond.notify_all()
-            return
-        except BaseException as error:  # the caller's iterable failed: finish what is in flight, then raise
-            with self.cond:
-                self.exhausted = True
-                self.source_error = error
-                self.cond.notify_all()
-            return
-        try:
             state = self.relay._new_state(message, None, check_closed=False)
-        except (TypeError, ValueError) as error:  # bad input: stop taking more, report it at the end
-            with self.cond:
+        except StopIteration:
+            with self.lock:
+                self.exhausted = True
+            return False
+        except BaseException as error:
+            # The iterable failed, or gave something that is not a Message: stop taking more,
+            # finish what is in flight, then raise it to the caller.
+            with self.lock:
                 self.exhausted = True
                 self.source_error = error
-                self.cond.notify_all()
-            return
+            return False
         tracked = _Tracked(state)
-        with self.cond:
-            if self.relay._closed:
-                # Taken from the iterable just as the Relay closed: report it deferred, never drop it.
-                self.ready.append(self.relay._closed_report(state))
-                self.cond.notify_all()
-                return
-            self.in_flight += 1
-            self._add(Job(_Route(tracked, state.targets)), tracked)
-            self.cond.notify_all()
+        with self.lock:
+            closed = self.relay._closed
+            if not closed:
+                self.in_flight += 1
+                self._add(Job(_Route(tracked, state.targets)), tracked)
+                self.jobs_cv.notify()
+        if closed:
+            # Taken from the iterable just as the Relay closed: report it deferred, never drop it.
+            report = self.relay._closed_report(state)
+            with self.lock:
+                self.ready.append(report)
+            return False
+        return True
 
     # -- workers -------------------------------------------------------------------------------
     def _add(self, job: Job, tracked: _Tracked) -> None:
@@ -164,7 +175,7 @@ class _Batch:
 
     def _work(self) -> None:
         while True:
-            with self.cond:
+            with self.lock:
                 while True:
                     if self.stopping:
                         return
@@ -173,24 +184,32 @@ class _Batch:
                     if job is not None:
                         break
                     wake = self.scheduler.next_wakeup(now)
-                    self.cond.wait(None if wake is None else max(0.0, wake - now))
+                    self.jobs_cv.wait(None if wake is None else max(0.0, wake - now))
             try:
                 follow_ups = self._run(job)
             except BaseException as error:  # a bug: stop the batch and re-raise in the caller
                 log.exception("send_many worker failed")
                 follow_ups = []
-                with self.cond:
+                with self.lock:
                     self.worker_error = self.worker_error or error
-            with self.cond:
+            tracked: _Tracked = job.payload.tracked  # type: ignore[attr-defined]
+            with self.lock:
                 self.scheduler.finished(job)
-                tracked = job.payload.tracked  # type: ignore[attr-defined]
                 for follow_up in follow_ups:
                     self._add(follow_up, tracked)
                 tracked.jobs -= 1
-                if tracked.jobs == 0:
+                done = tracked.jobs == 0
+                # The follow-ups, and the slot this job freed, may each let a worker go on.
+                self.jobs_cv.notify(len(follow_ups) + 1)
+            if done:
+                report = self.relay._report(tracked.state)  # outside the lock: it calls on_event
+                with self.lock:
                     self.in_flight -= 1
-                    self.ready.append(self.relay._report(tracked.state))
-                self.cond.notify_all()
+                    self.ready.append(report)
+                    self.caller_cv.notify()
+            else:
+                with self.lock:
+                    self.caller_cv.notify()
 
     def _run(self, job: Job) -> list[Job]:
         payload = job.payload
