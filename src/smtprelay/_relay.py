@@ -205,7 +205,9 @@ class Relay:
         self._on_event = on_event
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 - load spreading, not secrets
         self._rng_lock = threading.Lock()
-        self._router = MXResolver(resolver, rng=self._rng, allow_private=allow_private_mx)
+        self._router = MXResolver(
+            resolver, rng=self._rng, rng_lock=self._rng_lock, allow_private=allow_private_mx
+        )
         for name, rate in [
             ("rate_limit", rate_limit),
             *((f"rate_limits[{k!r}]", v) for k, v in (rate_limits or {}).items()),

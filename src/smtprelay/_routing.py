@@ -295,11 +295,12 @@ class MXResolver:
         cache_size: int = 4096,
         clock: Callable[[], float] = time.monotonic,
         lifetime: float | None = None,
+        rng_lock: threading.Lock | None = None,
     ) -> None:
         self._resolver = resolver
         self._resolver_lock = threading.Lock()
         self._rng = rng
-        self._rng_lock = threading.Lock()
+        self._rng_lock = rng_lock or threading.Lock()  # shared with the owner of rng, if it uses it too
         self.allow_private = allow_private
         self._lifetime = lifetime
         self._routes = _TTLCache(cache_size, clock)
