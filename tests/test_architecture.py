@@ -40,3 +40,27 @@ def test_protocol_core_imports_nothing_above_it() -> None:
 def test_public_names_are_exported() -> None:
     for name in smtprelay.__all__:
         assert hasattr(smtprelay, name), name
+
+
+def test_import_needs_only_the_runtime_dependencies() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for blocked in ('aiosmtpd', 'django', 'flask', 'trustme', 'hypothesis', 'pytest'):\n"
+        "    sys.modules[blocked] = None\n"
+        "import smtprelay\n"
+        "from smtprelay import Message, Relay, Transport\n"
+        "Relay(local_hostname='client.test').close()\n"
+        "loaded = {m.split('.')[0] for m, module in sys.modules.items() if module is not None}\n"
+        "third_party = sorted(loaded & "
+        "{'dns', 'email_validator', 'tenacity', 'typing_extensions', 'idna', 'aiosmtpd'})\n"
+        "print(' '.join(third_party))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "aiosmtpd" not in done.stdout.split()
+    assert {"dns", "email_validator", "tenacity"} <= set(done.stdout.split())
