@@ -7,6 +7,7 @@ Each test states the error type the client raises and checks the connection is c
 from __future__ import annotations
 
 import logging
+import socket
 import time
 
 import pytest
@@ -621,3 +622,37 @@ def test_ipv6_loopback() -> None:
         assert transport.peer[0] == "::1"
         results = transport.send_raw("a@example.com", ["b@example.org"], MESSAGE)
     assert results[0].status is Status.DELIVERED
+
+
+def test_tls_session_closed_without_close_notify_after_quit(tls_ca: CertAuthority) -> None:
+    def script(conn: Conn) -> None:
+        conn.ehlo(("STARTTLS",))
+        conn.expect("STARTTLS")
+        conn.reply("220 go ahead")
+        conn.starttls(tls_ca.server_context("mx.test"))
+        conn.ehlo(("PIPELINING",), greeting="")
+        conn.expect("QUIT")
+        # hang up on the raw socket: no 221, no TLS close_notify
+        raw = socket.socket(fileno=conn.sock.detach())
+        raw.close()
+
+    with ScriptedServer(script) as server:
+        transport = connect(server, tls="verify", tls_hostname="mx.test", ssl_context=tls_ca.client_context())
+        assert transport.tls_version is not None
+        transport.close()
+        server.wait_for_scripts()
+    assert not transport.usable
+
+
+def test_8bit_data_without_8bitmime_is_refused_before_mail() -> None:
+    def script(conn: Conn) -> None:
+        conn.ehlo(("PIPELINING",))
+        conn.quit()
+
+    with ScriptedServer(script) as server:
+        with connect(server) as transport:
+            data = "From: a@example.com\r\nSubject: x\r\n\r\nK\u00f6ln\r\n".encode()
+            results = transport.send_raw("a@example.com", ["b@example.org"], data)
+        server.wait_for_scripts()
+    assert [(r.status, r.code, r.enhanced_status) for r in results] == [(Status.BOUNCED, None, "5.6.3")]
+    assert not any(line.startswith(b"MAIL") for line in server.conns[0].lines)
