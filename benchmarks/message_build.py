@@ -33,50 +33,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from workload import BODY, SENDER, SENDER_ADDRESS, SUBJECT  # the same message as the peer benchmarks
+
 from smtprelay import Attachment, Message
 
-SENDER = "Bench Sender <sender@client.bench.test>"
-SENDER_DOMAIN = "client.bench.test"
-SUBJECT = "Benchmark message: the same subject for every client"
-_WORDS = [
-    "delivery",
-    "pipelining",
-    "transaction",
-    "envelope",
-    "recipient",
-    "mailbox",
-    "relay",
-    "queue",
-    "greeting",
-    "session",
-    "message",
-    "header",
-    "body",
-    "chunk",
-    "reply",
-    "status",
-    "deferred",
-    "bounced",
-    "delivered",
-    "connection",
-    "latency",
-]
-
-
-def _body() -> str:
-    # The same body as benchmarks/workload.py: 25 lines of 72 ASCII characters, ~1.85 KB.
-    lines = []
-    for number in range(25):
-        words = [f"{number + 1:02d}"]
-        index = number
-        while len(" ".join(words)) < 72:
-            words.append(_WORDS[index % len(_WORDS)])
-            index += 7
-        lines.append(" ".join(words)[:72])
-    return "\n".join(lines) + "\n"
-
-
-TEXT = _body()
+SENDER_DOMAIN = SENDER_ADDRESS.rpartition("@")[2]
+TEXT = BODY
 HTML = "<html><body>\n" + "".join(f"<p>{line}</p>\n" for line in TEXT.splitlines()) + "</body></html>\n"
 ATTACHMENT = bytes((i * 131 + 7) % 256 for i in range(20 * 1024))  # 20 KB, not compressible text
 UNICODE_SENDER = "Jörg Müller <joerg@client.bench.test>"
