@@ -158,8 +158,11 @@ class Greeting(Command):
 
 
 @dataclass(frozen=True, slots=True)
-class Ehlo(Command):
+class _Hello(Command):
+    """EHLO and HELO: the client's name, checked to be a domain or an address literal."""
+
     hostname: str
+    _verb: ClassVar[bytes] = b""
     _phase: ClassVar[Phase] = Phase.EHLO
     ends_group: ClassVar[bool] = True
 
@@ -167,20 +170,17 @@ class Ehlo(Command):
         check_hostname(self.hostname)
 
     def encode(self) -> bytes:
-        return b"EHLO " + self.hostname.encode("ascii") + b"\r\n"
+        return self._verb + b" " + self.hostname.encode("ascii") + b"\r\n"
 
 
 @dataclass(frozen=True, slots=True)
-class Helo(Command):
-    hostname: str
-    _phase: ClassVar[Phase] = Phase.EHLO
-    ends_group: ClassVar[bool] = True
+class Ehlo(_Hello):
+    _verb: ClassVar[bytes] = b"EHLO"
 
-    def __post_init__(self) -> None:
-        check_hostname(self.hostname)
 
-    def encode(self) -> bytes:
-        return b"HELO " + self.hostname.encode("ascii") + b"\r\n"
+@dataclass(frozen=True, slots=True)
+class Helo(_Hello):
+    _verb: ClassVar[bytes] = b"HELO"
 
 
 @dataclass(frozen=True, slots=True)
